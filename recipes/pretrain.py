@@ -1,0 +1,110 @@
+"""Pretrain a small GPT-2 from scratch on grammatical tile sequences.
+
+    accelerate launch recipes/pretrain.py --config recipes/config/pretrain.yaml
+    accelerate launch --config_file recipes/accelerate_configs/multi_cpu.yaml \
+        recipes/pretrain.py --config recipes/config/pretrain.yaml --output_dir outputs/base
+
+Settings come from the YAML file; any flag on the command line overrides it.
+A rerun with the same output_dir resumes from its last complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from accelerate.logging import get_logger
+from datasets import load_dataset
+from transformers import (
+    DataCollatorForLanguageModeling,
+    GPT2Config,
+    GPT2LMHeadModel,
+    GenerationConfig,
+    Trainer,
+    TrainingArguments,
+    set_seed,
+)
+from trl import TrlParser
+
+from rgb_tokenizer.checkpoints import last_complete_checkpoint, save_final_model
+from rgb_tokenizer.devices import DeviceArguments, apply_device_settings
+from rgb_tokenizer.tokenizer import build_tokenizer
+
+logger = get_logger(__name__)
+
+
+@dataclass
+class PretrainArguments:
+    dataset_name: str = field(default="outputs/data/pretrain", metadata={"help": "Local folder or Hub id of a dataset with a `text` column."})
+    n_layer: int = field(default=6, metadata={"help": "Transformer blocks."})
+    n_head: int = field(default=4, metadata={"help": "Attention heads per block."})
+    n_embd: int = field(default=256, metadata={"help": "Embedding width."})
+    n_positions: int = field(default=64, metadata={"help": "Longest sequence the model accepts, in tokens (BOS and EOS included)."})
+
+
+def main(script_args: PretrainArguments, training_args: TrainingArguments, device_args: DeviceArguments) -> None:
+    training_args = apply_device_settings(training_args, device_args.mixed_precision)
+    set_seed(training_args.seed)
+    logger.info(f"Script arguments: {script_args}")
+    logger.info(f"Training arguments: {training_args}")
+
+    # Tokenizer and a fresh model whose special tokens match it
+    tokenizer = build_tokenizer()
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=script_args.n_positions,
+        n_embd=script_args.n_embd,
+        n_layer=script_args.n_layer,
+        n_head=script_args.n_head,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = GPT2LMHeadModel(config)
+    model.generation_config = GenerationConfig(
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    logger.info(f"Model: GPT-2 with {model.num_parameters():,} parameters")
+
+    # Dataset: each text becomes BOS + tiles + EOS, so the model learns where sequences end
+    dataset = load_dataset(script_args.dataset_name)
+    with training_args.main_process_first(desc="tokenizing"):
+        dataset = dataset.map(
+            lambda batch: {"input_ids": [ids + [tokenizer.eos_token_id] for ids in tokenizer(batch["text"])["input_ids"]]},
+            batched=True,
+            remove_columns=dataset["train"].column_names,
+        )
+    logger.info(f"Dataset {script_args.dataset_name}: " + ", ".join(f"{k} {len(v):,}" for k, v in dataset.items()))
+
+    # Train, resuming from the last complete checkpoint of an interrupted run
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=dataset["train"],
+        eval_dataset=dataset["test"] if training_args.eval_strategy != "no" else None,
+        data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
+        processing_class=tokenizer,
+    )
+    checkpoint = training_args.resume_from_checkpoint or last_complete_checkpoint(training_args.output_dir)
+    if checkpoint:
+        logger.info(f"Resuming from {checkpoint}")
+    trainer.train(resume_from_checkpoint=checkpoint)
+
+    # Save the final model next to its checkpoints
+    if "test" in dataset:
+        metrics = trainer.evaluate(dataset["test"])
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+    save_final_model(trainer, training_args.output_dir)
+    logger.info(f"Saved the base model to {training_args.output_dir}")
+
+
+if __name__ == "__main__":
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    parser = TrlParser((PretrainArguments, TrainingArguments, DeviceArguments))
+    # Precision is chosen by --mixed_precision once the device is known; TRL's
+    # bf16=True default would fail to parse on a CPU without bf16 support.
+    parser.set_defaults(bf16=False)
+    main(*parser.parse_args_and_config())
