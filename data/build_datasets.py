@@ -12,17 +12,16 @@ needs no conversion. The same seed and parameters give byte-identical files.
 from __future__ import annotations
 
 import logging
-import os
 import random
-import shutil
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from datasets import Dataset
+from datasets import Dataset, disable_progress_bars
 from huggingface_hub import DatasetCard, DatasetCardData
 from trl import TrlParser
 
+from rgb_tokenizer.atomic import atomic_folder
 from rgb_tokenizer.grammar import sample_sequence, validate_tiles
 from rgb_tokenizer.preferences import make_preference_pairs
 
@@ -49,14 +48,10 @@ def split_rows(rows: list[dict], test_fraction: float) -> dict[str, list[dict]]:
 
 def write_dataset(target: Path, splits: dict[str, list[dict]], card_name: str, card_values: dict) -> None:
     """Write ``splits`` as Parquet plus a dataset card, replacing ``target`` only once all files exist."""
-    staging = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / "data").mkdir(parents=True)
     for split, rows in splits.items():
         for row in rows:
             for column, value in row.items():
                 validate_tiles(value, what=f"{card_name} {split} {column}")
-        Dataset.from_list(rows).to_parquet(staging / "data" / f"{split}-00000-of-00001.parquet")
 
     card_data = DatasetCardData(
         license="mit",
@@ -65,23 +60,18 @@ def write_dataset(target: Path, splits: dict[str, list[dict]], card_name: str, c
         size_categories=["1K<n<10K" if sum(map(len, splits.values())) < 10_000 else "10K<n<100K"],
         task_categories=["text-generation"],
         tags=["synthetic", "rgb-alignment", "tile-language"],
-        configs=[
-            {
-                "config_name": "default",
-                "data_files": [{"split": s, "path": f"data/{s}-*.parquet"} for s in splits],
-            }
-        ],
+        # NOTE: no `configs` block. The Hub finds data/<split>-*.parquet by
+        # itself, and with that block datasets 5.2 caches a local folder by
+        # its name alone, so a rebuilt folder would load its stale copy.
     )
     sizes = ", ".join(f"{split}: {len(rows):,} rows" for split, rows in splits.items())
     body = (CARD_DIR / f"{card_name}.md").read_text().format(sizes=sizes, **card_values)
-    DatasetCard(f"---\n{card_data.to_yaml()}\n---\n\n{body}").save(staging / "README.md")
 
-    # Swap the finished folder in; the previous version stays intact until then.
-    backup = target.with_name(f".{target.name}.old-{os.getpid()}")
-    if target.exists():
-        target.rename(backup)
-    staging.rename(target)
-    shutil.rmtree(backup, ignore_errors=True)
+    with atomic_folder(target) as staging:
+        (staging / "data").mkdir()
+        for split, rows in splits.items():
+            Dataset.from_list(rows).to_parquet(staging / "data" / f"{split}-00000-of-00001.parquet")
+        DatasetCard(f"---\n{card_data.to_yaml()}\n---\n\n{body}").save(staging / "README.md")
     logger.info("Wrote %s (%s)", target, sizes)
 
 
@@ -138,6 +128,7 @@ def main(args: DataArguments) -> None:
 
 if __name__ == "__main__":
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    disable_progress_bars()
     (data_args,) = TrlParser(DataArguments).parse_args_and_config()
     logger.info("Building datasets with %s", data_args)
     main(data_args)
