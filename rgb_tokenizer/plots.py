@@ -33,8 +33,12 @@ def draw_tile_grids(samples_by_model: Mapping[str, Sequence[str]], width: int, p
     """Draw each model's samples as rows of coloured tiles, the models side by side, into a PNG."""
     colormap = ListedColormap([_EMPTY_COLOR] + [TILE_COLORS[tile] for tile in TILES])
     num_rows = max(len(samples) for samples in samples_by_model.values())
+    panel_width = 4.6  # inches; square tiles make the panel's height follow from rows / width
     figure, axes = plt.subplots(
-        1, len(samples_by_model), figsize=(4.2 * len(samples_by_model), 0.22 * num_rows + 1.0), squeeze=False
+        1,
+        len(samples_by_model),
+        figsize=(panel_width * len(samples_by_model), panel_width * num_rows / width + 0.7),
+        squeeze=False,
     )
     for axis, (name, samples) in zip(axes[0], samples_by_model.items()):
         # Shift by one so that -1 (no tile) maps to the first, white colour.

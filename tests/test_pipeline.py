@@ -10,6 +10,8 @@ import pytest
 import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
+from rgb_tokenizer.frontier import max_preference_at_kl
+
 ROOT = Path(__file__).resolve().parents[1]
 
 TINY = {
@@ -72,6 +74,14 @@ def test_results_json_contract(run):
         assert 0.0 <= values["rule_adherence"] <= 1.0
         assert values["num_samples"] == 24
     assert results["models"]["base"]["kl_to_base_nats"] == 0.0
+
+
+def test_frontier_gap_consistent(run):
+    outputs, _ = run
+    models = json.loads((outputs / "results" / "results.json").read_text())["models"]
+    for name, values in models.items():
+        best = max_preference_at_kl(16, max(values["kl_to_base_nats"], 0.0))
+        assert values["frontier_gap"] == pytest.approx(best - values["preference_score"]), name
 
 
 def test_result_files_written(run):
