@@ -21,12 +21,21 @@ from datasets import Dataset, disable_progress_bars
 from huggingface_hub import DatasetCard, DatasetCardData
 from trl import TrlParser
 
+from rgb_tokenizer import hub
+from rgb_tokenizer.arguments import parse_recipe_args
 from rgb_tokenizer.atomic import atomic_folder
+from rgb_tokenizer.devices import distributed_state
+from rgb_tokenizer.errors import UserError, exit_on_user_error
 from rgb_tokenizer.grammar import sample_sequence, validate_tiles
 from rgb_tokenizer.preferences import make_preference_pairs
+from rgb_tokenizer.runs import RUN_FILE, RunArguments, check_output_dir, run_record, write_run_record
+from rgb_tokenizer.validation import check_prompt_lengths, check_split_sizes, require_positive
 
 logger = logging.getLogger("build_datasets")
 CARD_DIR = Path(__file__).resolve().parent / "cards"
+DATASET_NAMES = ("pretrain", "preference", "sft")
+# Settings that choose where the datasets go, not what they contain, so the cards' parameter tables leave them out.
+HUB_FIELDS = ("push_to_hub", "hub_dataset_prefix", "hub_private_repo", "hub_token")
 
 
 @dataclass
@@ -39,6 +48,13 @@ class DataArguments:
     min_prompt_length: int = field(default=1, metadata={"help": "Shortest prompt of a preference pair, in tiles."})
     max_prompt_length: int = field(default=20, metadata={"help": "Longest prompt of a preference pair, in tiles."})
     test_fraction: float = field(default=0.1, metadata={"help": "Share of each dataset held out as the test split."})
+    push_to_hub: bool = field(default=False, metadata={"help": "Push the three datasets to the Hub, one dataset repo each, after writing them locally."})
+    hub_dataset_prefix: str | None = field(
+        default=None,
+        metadata={"help": "Repo id prefix: with me/rgb-tiles the datasets go to me/rgb-tiles-pretrain, me/rgb-tiles-preference and me/rgb-tiles-sft."},
+    )
+    hub_private_repo: bool | None = field(default=None, metadata={"help": "Create the repos as private; unset, they are public unless the namespace defaults to private."})
+    hub_token: str | None = field(default=None, repr=False, metadata={"help": "Token with write access; unset, the token of `hf auth login` or HF_TOKEN is used."})
 
 
 def split_rows(rows: list[dict], test_fraction: float) -> dict[str, list[dict]]:
@@ -75,17 +91,32 @@ def write_dataset(target: Path, splits: dict[str, list[dict]], card_name: str, c
     logger.info("Wrote %s (%s)", target, sizes)
 
 
-def main(args: DataArguments) -> None:
-    if args.num_pretrain_sequences < 2 or args.sequence_length < 3:
-        raise ValueError(
-            f"num_pretrain_sequences={args.num_pretrain_sequences} and sequence_length={args.sequence_length} "
-            "are too small: use at least 2 sequences of at least 3 tiles"
-        )
-    if not 0 < args.test_fraction < 1:
-        raise ValueError(f"test_fraction={args.test_fraction} is invalid: use a value strictly between 0 and 1")
+def main(args: DataArguments, run_args: RunArguments | None = None) -> None:
+    # Check every setting and the output folder before anything is written
+    run_args = run_args or RunArguments()
+    require_positive(num_pretrain_sequences=args.num_pretrain_sequences, num_pairs=args.num_pairs)
+    if args.sequence_length < 3:
+        raise UserError(f"sequence_length={args.sequence_length} is too small: use at least 3 tiles")
+    check_prompt_lengths(args.min_prompt_length, args.max_prompt_length, args.sequence_length)
+    check_split_sizes(args.num_pretrain_sequences, args.test_fraction, "num_pretrain_sequences")
+    check_split_sizes(args.num_pairs, args.test_fraction, "num_pairs")
+    if args.push_to_hub and not args.hub_dataset_prefix:
+        raise UserError("push_to_hub is set but hub_dataset_prefix is not: pass a repo id prefix, for example --hub_dataset_prefix me/rgb-tiles")
+    if args.push_to_hub:
+        hub.check_repo_id(f"{args.hub_dataset_prefix}-preference", "hub_dataset_prefix", args.hub_dataset_prefix)
     output_dir = Path(args.output_dir)
+    record = run_record("datasets", args)
+    replace = check_output_dir(output_dir, record, run_args.overwrite_output_dir)
+    # Under accelerate launch with several processes, every process checks and only the main process writes.
+    if not distributed_state().is_main_process:
+        return
+    if replace:
+        # Until the new record is written, a rebuild that fails midway leaves a folder that claims no run.
+        (output_dir / RUN_FILE).unlink(missing_ok=True)
     output_dir.mkdir(parents=True, exist_ok=True)
-    parameters = "\n".join(f"| `{key}` | `{value}` |" for key, value in asdict(args).items() if key != "output_dir")
+    parameters = "\n".join(
+        f"| `{key}` | `{value}` |" for key, value in asdict(args).items() if key != "output_dir" and key not in HUB_FIELDS
+    )
     common = {"seed": args.seed, "parameters": parameters, "sequence_length": args.sequence_length}
 
     # Pretraining corpus: independent draws from the reference chain.
@@ -124,12 +155,24 @@ def main(args: DataArguments) -> None:
         "sft",
         {"pretty_name": "Tile language SFT set (chosen completions)", **common},
     )
+    write_run_record(output_dir, record)
+
+    # One dataset repo per dataset, each with its card, so that each loads with
+    # load_dataset(<repo id>) like a local folder. A failed push exits with one
+    # line, and the local folders are complete by then.
+    if args.push_to_hub:
+        retry = f"The datasets in {output_dir} are complete: rerun this command to push them, since the same settings rebuild identical files."
+        with hub.exit_on_hub_error():
+            for name in DATASET_NAMES:
+                target = hub.HubTarget(f"{args.hub_dataset_prefix}-{name}", args.hub_private_repo, args.hub_token)
+                hub.push_folder(output_dir / name, target, repo_type="dataset", retry=retry)
 
 
 if __name__ == "__main__":
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     disable_progress_bars()
-    (data_args,) = TrlParser(DataArguments).parse_args_and_config()
-    logger.info("Building datasets with %s", data_args)
-    main(data_args)
+    with exit_on_user_error():
+        data_args, run_args = parse_recipe_args(TrlParser((DataArguments, RunArguments)))
+        logger.info("Building datasets with %s", data_args)
+        main(data_args, run_args)
     sys.exit(0)

@@ -14,21 +14,26 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import evaluate
 import torch
-from accelerate import PartialState
 from accelerate.logging import get_logger
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import TrlParser
 
 import rgb_tokenizer
+from rgb_tokenizer import hub
+from rgb_tokenizer.arguments import parse_recipe_args
 from rgb_tokenizer.atomic import atomic_folder
+from rgb_tokenizer.devices import distributed_state
+from rgb_tokenizer.errors import UserError, exit_on_user_error
 from rgb_tokenizer.frontier import frontier, max_preference_at_kl, reference_chain
 from rgb_tokenizer.plots import draw_frontier, draw_tile_grids
+from rgb_tokenizer.runs import RunArguments, check_output_dir, public_settings, run_record, write_run_record
 from rgb_tokenizer.sampling import sample_sequences, sequence_log_probs
+from rgb_tokenizer.validation import check_tile_model, require_positive
 
 logger = get_logger(__name__)
 
@@ -57,6 +62,14 @@ class CompareArguments:
     num_pictured: int = field(default=20, metadata={"help": "Samples per model drawn in tiles.png."})
     batch_size: int = field(default=200, metadata={"help": "Sequences per generate() call; samples depend on it through the random stream."})
     seed: int = field(default=42, metadata={"help": "Seed of the prompt tiles and of sampling."})
+    update_model_cards: bool = field(
+        default=False,
+        metadata={"help": "Write the results table and tiles.png into the README.md model card of each model given as a local folder."},
+    )
+    push_to_hub: bool = field(
+        default=False,
+        metadata={"help": "Commit the results table and tiles.png to the model card of each model given as a Hub id (needs a write token from `hf auth login` or HF_TOKEN)."},
+    )
 
 
 def parse_policies(entries: list[str]) -> dict[str, str]:
@@ -64,7 +77,7 @@ def parse_policies(entries: list[str]) -> dict[str, str]:
     for entry in entries:
         name, separator, path = entry.partition("=")
         if not separator or not name or not path or name == "base" or name in policies:
-            raise ValueError(
+            raise UserError(
                 f"policies entry {entry!r} is invalid: write name=path with a unique name other than 'base', "
                 "for example dpo=outputs/dpo"
             )
@@ -89,9 +102,19 @@ def markdown_table(results: dict[str, dict]) -> str:
     return "\n".join([header, divider, *rows])
 
 
-def main(args: CompareArguments) -> None:
+def main(args: CompareArguments, run_args: RunArguments | None = None) -> None:
+    # Check the settings, the models and the output folder before any work starts
     policies = parse_policies(args.policies)
-    state = PartialState()
+    require_positive(num_samples=args.num_samples, num_pictured=args.num_pictured, batch_size=args.batch_size)
+    if args.sequence_length < 2:
+        raise UserError(f"sequence_length={args.sequence_length} is too small: use at least 2 tiles, the prompt tile and one more")
+    models = {"base_model": args.base_model, **{f"policy {name}": path for name, path in policies.items()}}
+    for setting, path in models.items():
+        check_tile_model(path, setting, args.sequence_length)
+    record = run_record("compare", args)
+    check_output_dir(args.output_dir, record, (run_args or RunArguments()).overwrite_output_dir)
+
+    state = distributed_state()
     device = state.device
     logger.info(f"Comparing base={args.base_model} and {policies} on {device}")
     tile_metrics = evaluate.load(rgb_tokenizer.metric_path())
@@ -144,7 +167,7 @@ def main(args: CompareArguments) -> None:
     chain = reference_chain(args.sequence_length)
     payload = {
         "models": results,
-        "settings": asdict(args),
+        "settings": public_settings(args),
         "reference_chain": {
             "preference_score": chain.expected_preference,
             "sequence_entropy_bits": chain.entropy_bits,
@@ -158,10 +181,18 @@ def main(args: CompareArguments) -> None:
         (staging / "results.md").write_text(f"{table}\n\n{notes}\n")
         draw_tile_grids(pictured, args.sequence_length, staging / "tiles.png")
         draw_frontier(frontier(args.sequence_length), chain, results, staging / "frontier.png")
+        write_run_record(staging, record)
     logger.info(f"Wrote results.json, results.md, tiles.png and frontier.png to {Path(args.output_dir)}")
+
+    # Each model's card gets the table and the picture. A failed commit to the Hub ends the run with one line.
+    with hub.exit_on_hub_error():
+        for name, path in {"base": args.base_model, **policies}.items():
+            hub.publish_results(
+                path, name, f"{table}\n\n{notes}", Path(args.output_dir) / "tiles.png", args.update_model_cards, args.push_to_hub
+            )
 
 
 if __name__ == "__main__":
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    (compare_args,) = TrlParser(CompareArguments).parse_args_and_config()
-    main(compare_args)
+    with exit_on_user_error():
+        main(*parse_recipe_args(TrlParser((CompareArguments, RunArguments))))

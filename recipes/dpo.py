@@ -5,7 +5,8 @@
 
 The policy and the reference model are both loaded from `model_name_or_path`,
 so the reference model is the frozen starting point of the policy.
-A rerun with the same output_dir resumes from its last complete checkpoint.
+A rerun with the same settings and output_dir resumes from its last complete checkpoint.
+A run with other settings into that output_dir needs --overwrite_output_dir.
 """
 
 from __future__ import annotations
@@ -14,12 +15,16 @@ import logging
 
 import torch
 from accelerate.logging import get_logger
-from datasets import load_dataset
 from transformers import set_seed
 from trl import DPOConfig, DPOTrainer, ModelConfig, ScriptArguments, TrlParser, get_peft_config
 
+from rgb_tokenizer import hub
+from rgb_tokenizer.arguments import parse_recipe_args
 from rgb_tokenizer.checkpoints import last_complete_checkpoint, save_final_model
 from rgb_tokenizer.devices import DeviceArguments, apply_device_settings
+from rgb_tokenizer.errors import exit_on_user_error
+from rgb_tokenizer.runs import RunArguments, claim_output_dir, run_record
+from rgb_tokenizer.validation import PREFERENCE, check_causal_lm, check_training_arguments, load_trl_dataset
 
 logger = get_logger(__name__)
 
@@ -29,8 +34,12 @@ def main(
     training_args: DPOConfig,
     model_args: ModelConfig,
     device_args: DeviceArguments,
+    run_args: RunArguments | None = None,
 ) -> None:
     training_args = apply_device_settings(training_args, device_args.mixed_precision)
+    # The recipe pushes once, after the final save: the trainer itself never pushes or stores the token.
+    hub_target = hub.hub_target(training_args)
+    training_args = hub.without_hub_settings(training_args)
     set_seed(training_args.seed)
     for arguments in (script_args, model_args, device_args, training_args):
         logger.info(f"{type(arguments).__name__}: {arguments}")
@@ -41,15 +50,28 @@ def main(
         "dtype": model_args.dtype,
         "attn_implementation": model_args.attn_implementation,
         "trust_remote_code": training_args.trust_remote_code,
+        # Pickle weights (pytorch_model.bin) can run code when loaded.
+        "use_safetensors": True,
+        # The trainer moves the model (or its FSDP or ZeRO shard) to each process's device. TRL's
+        # default of "auto" on a GPU would spread one copy over every GPU the process can see.
+        "device_map": None,
         **(training_args.model_init_kwargs or {}),
     }
 
-    # Dataset: a local folder or a Hub id with prompt/chosen/rejected columns
-    dataset = load_dataset(script_args.dataset_name, name=script_args.dataset_config)
+    # Check the settings and the model before any work starts
+    check_training_arguments(training_args)
+    checked_model = check_causal_lm(model_args.model_name_or_path, model_args.model_revision, training_args.trust_remote_code)
+
+    # Dataset: a local folder or a Hub id with prompt/chosen/rejected columns, checked row by row
+    dataset = load_trl_dataset(script_args, training_args, PREFERENCE, checked_model)
     logger.info(f"Dataset {script_args.dataset_name}: " + ", ".join(f"{k} {len(v):,}" for k, v in dataset.items()))
     eval_dataset = None
     if training_args.eval_strategy != "no":
         eval_dataset = dataset[script_args.dataset_test_split]
+
+    # The output folder: a rerun with the same settings resumes, another run needs --overwrite_output_dir
+    record = run_record("dpo", script_args, training_args, model_args, device_args)
+    claim_output_dir(training_args.output_dir, record, (run_args or RunArguments()).overwrite_output_dir)
 
     # Train, resuming from the last complete checkpoint of an interrupted run
     trainer = DPOTrainer(
@@ -64,6 +86,12 @@ def main(
         trainer.model._ddp_params_and_buffers_to_ignore = [
             name for name, buffer in trainer.model.named_buffers() if buffer.dtype == torch.bool
         ]
+    if trainer.ref_model is None:
+        # With precompute_ref_log_probs or PEFT, TRL 1.16 keeps no separate reference model in training.
+        # Under FSDP it builds one to precompute the log-probs and frees it afterwards.
+        logger.info("Reference model: none kept in memory (precomputed log-probs, or the policy without its adapters)")
+    else:
+        logger.info(f"Reference model: kept in memory, loaded from {model_args.model_name_or_path}")
     checkpoint = training_args.resume_from_checkpoint or last_complete_checkpoint(training_args.output_dir)
     if checkpoint:
         logger.info(f"Resuming from {checkpoint}")
@@ -72,11 +100,16 @@ def main(
     save_final_model(trainer, training_args.output_dir)
     logger.info(f"Saved the DPO policy to {training_args.output_dir}")
 
+    # Write the model card, then push. A failed push ends the run with one line and leaves the saved model in place.
+    with hub.exit_on_hub_error():
+        hub.publish_model(trainer, "dpo", model_args.model_name_or_path, [script_args.dataset_name], hub_target)
+
 
 if __name__ == "__main__":
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    parser = TrlParser((ScriptArguments, DPOConfig, ModelConfig, DeviceArguments))
+    parser = TrlParser((ScriptArguments, DPOConfig, ModelConfig, DeviceArguments, RunArguments))
     # Precision is chosen by --mixed_precision once the device is known; TRL's
     # bf16=True default would fail to parse on a CPU without bf16 support.
     parser.set_defaults(bf16=False)
-    main(*parser.parse_args_and_config())
+    with exit_on_user_error():
+        main(*parse_recipe_args(parser))

@@ -14,12 +14,13 @@ OUTPUT_DIR="${OUTPUT_DIR:-outputs}"
 CONFIGS="${CONFIG_DIR:-recipes/config}"
 
 gpus=$(python -c "import torch; print(torch.cuda.device_count())")
+# --quiet: a stage that stops on bad input shows its one-line error, without accelerate's traceback after it.
 if [ "$gpus" -gt 1 ]; then
-    launch=(accelerate launch --config_file recipes/accelerate_configs/ddp.yaml --num_processes "$gpus")
+    launch=(accelerate launch --quiet --config_file recipes/accelerate_configs/ddp.yaml --num_processes "$gpus")
 elif [ "$gpus" -eq 1 ]; then
-    launch=(accelerate launch --config_file recipes/accelerate_configs/single_gpu.yaml)
+    launch=(accelerate launch --quiet --config_file recipes/accelerate_configs/single_gpu.yaml)
 else
-    launch=(accelerate launch --config_file recipes/accelerate_configs/cpu.yaml)
+    launch=(accelerate launch --quiet --config_file recipes/accelerate_configs/cpu.yaml)
 fi
 echo "== rgb-alignment: $gpus GPU(s), writing to $OUTPUT_DIR"
 

@@ -5,7 +5,8 @@
         --model_name_or_path outputs/base --dataset_name outputs/data/sft --output_dir outputs/sft
 
 With `prompt`/`completion` columns the loss covers the completion only.
-A rerun with the same output_dir resumes from its last complete checkpoint.
+A rerun with the same settings and output_dir resumes from its last complete checkpoint.
+A run with other settings into that output_dir needs --overwrite_output_dir.
 """
 
 from __future__ import annotations
@@ -13,12 +14,16 @@ from __future__ import annotations
 import logging
 
 from accelerate.logging import get_logger
-from datasets import load_dataset
 from transformers import set_seed
 from trl import ModelConfig, ScriptArguments, SFTConfig, SFTTrainer, TrlParser, get_peft_config
 
+from rgb_tokenizer import hub
+from rgb_tokenizer.arguments import parse_recipe_args
 from rgb_tokenizer.checkpoints import last_complete_checkpoint, save_final_model
 from rgb_tokenizer.devices import DeviceArguments, apply_device_settings
+from rgb_tokenizer.errors import exit_on_user_error
+from rgb_tokenizer.runs import RunArguments, claim_output_dir, run_record
+from rgb_tokenizer.validation import SFT, check_causal_lm, check_training_arguments, load_trl_dataset
 
 logger = get_logger(__name__)
 
@@ -28,8 +33,12 @@ def main(
     training_args: SFTConfig,
     model_args: ModelConfig,
     device_args: DeviceArguments,
+    run_args: RunArguments | None = None,
 ) -> None:
     training_args = apply_device_settings(training_args, device_args.mixed_precision)
+    # The recipe pushes once, after the final save: the trainer itself never pushes or stores the token.
+    hub_target = hub.hub_target(training_args)
+    training_args = hub.without_hub_settings(training_args)
     set_seed(training_args.seed)
     for arguments in (script_args, model_args, device_args, training_args):
         logger.info(f"{type(arguments).__name__}: {arguments}")
@@ -40,15 +49,28 @@ def main(
         "dtype": model_args.dtype,
         "attn_implementation": model_args.attn_implementation,
         "trust_remote_code": training_args.trust_remote_code,
+        # Pickle weights (pytorch_model.bin) can run code when loaded.
+        "use_safetensors": True,
+        # The trainer moves the model (or its FSDP or ZeRO shard) to each process's device. TRL's
+        # default of "auto" on a GPU would spread one copy over every GPU the process can see.
+        "device_map": None,
         **(training_args.model_init_kwargs or {}),
     }
 
-    # Dataset: a local folder or a Hub id, in TRL's prompt/completion or messages format
-    dataset = load_dataset(script_args.dataset_name, name=script_args.dataset_config)
+    # Check the settings and the model before any work starts
+    check_training_arguments(training_args)
+    checked_model = check_causal_lm(model_args.model_name_or_path, model_args.model_revision, training_args.trust_remote_code)
+
+    # Dataset: a local folder or a Hub id, in TRL's prompt/completion or messages format, checked row by row
+    dataset = load_trl_dataset(script_args, training_args, SFT, checked_model)
     logger.info(f"Dataset {script_args.dataset_name}: " + ", ".join(f"{k} {len(v):,}" for k, v in dataset.items()))
     eval_dataset = None
     if training_args.eval_strategy != "no":
         eval_dataset = dataset[script_args.dataset_test_split]
+
+    # The output folder: a rerun with the same settings resumes, another run needs --overwrite_output_dir
+    record = run_record("sft", script_args, training_args, model_args, device_args)
+    claim_output_dir(training_args.output_dir, record, (run_args or RunArguments()).overwrite_output_dir)
 
     # Train, resuming from the last complete checkpoint of an interrupted run
     trainer = SFTTrainer(
@@ -66,11 +88,16 @@ def main(
     save_final_model(trainer, training_args.output_dir)
     logger.info(f"Saved the SFT model to {training_args.output_dir}")
 
+    # Write the model card, then push. A failed push ends the run with one line and leaves the saved model in place.
+    with hub.exit_on_hub_error():
+        hub.publish_model(trainer, "sft", model_args.model_name_or_path, [script_args.dataset_name], hub_target)
+
 
 if __name__ == "__main__":
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    parser = TrlParser((ScriptArguments, SFTConfig, ModelConfig, DeviceArguments))
+    parser = TrlParser((ScriptArguments, SFTConfig, ModelConfig, DeviceArguments, RunArguments))
     # Precision is chosen by --mixed_precision once the device is known; TRL's
     # bf16=True default would fail to parse on a CPU without bf16 support.
     parser.set_defaults(bf16=False)
-    main(*parser.parse_args_and_config())
+    with exit_on_user_error():
+        main(*parse_recipe_args(parser))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 @contextmanager
@@ -35,3 +37,16 @@ def atomic_folder(target: str | os.PathLike) -> Iterator[Path]:
         target.rename(backup)
     staging.rename(target)
     shutil.rmtree(backup, ignore_errors=True)
+
+
+def write_json_atomically(path: str | os.PathLike, data: Any) -> None:
+    """Write ``data`` as indented JSON to ``path`` through a temporary file beside it.
+
+    ``os.replace`` swaps the file in whole, so even after a crash ``path``
+    contains either its old contents or the new ones, never a part.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    temporary.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(temporary, path)

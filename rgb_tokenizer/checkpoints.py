@@ -68,8 +68,8 @@ def save_final_model(trainer: Trainer, output_dir: str | os.PathLike) -> None:
     trainer.save_model(str(staging))
     trainer.accelerator.wait_for_everyone()
     if trainer.args.should_save:
-        # NOTE: each move is atomic, the set of moves is not; a crash between
-        # two moves can mix old and new files, though the window is a few syscalls.
+        # NOTE: each move is atomic but the set of moves is not. A crash between
+        # two moves can leave old and new files mixed, in a window of a few syscalls.
         for path in sorted(staging.iterdir()):
             os.replace(path, output_dir / path.name)
         staging.rmdir()

@@ -7,7 +7,10 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import torch
+from accelerate import PartialState
 from transformers import TrainingArguments
+
+from rgb_tokenizer.errors import UserError
 
 MIXED_PRECISION_CHOICES = ("auto", "bf16", "no")
 
@@ -41,7 +44,7 @@ def apply_device_settings(training_args: ArgsT, mixed_precision: str) -> ArgsT:
     N CPU processes over gloo instead of N copies that each think they are alone.
     """
     if mixed_precision not in MIXED_PRECISION_CHOICES:
-        raise ValueError(
+        raise UserError(
             f"mixed_precision={mixed_precision!r} is invalid: use one of {', '.join(MIXED_PRECISION_CHOICES)}"
         )
     use_bf16 = bf16_is_fast() if mixed_precision == "auto" else mixed_precision == "bf16"
@@ -49,6 +52,17 @@ def apply_device_settings(training_args: ArgsT, mixed_precision: str) -> ArgsT:
     # replace() reruns __post_init__, which is where TrainingArguments turns
     # bf16 and use_cpu into accelerate settings.
     return dataclasses.replace(training_args, bf16=use_bf16, fp16=False, use_cpu=use_cpu)
+
+
+def distributed_state() -> PartialState:
+    """Return accelerate's state of this process, joined to the other launched processes.
+
+    On a machine without CUDA, ``PartialState()`` under ``accelerate launch
+    --num_processes N`` leaves every process on its own, and each one is its
+    own main process (accelerate 1.16). With ``cpu=True`` the processes join
+    over gloo, as the trainers do after ``apply_device_settings``.
+    """
+    return PartialState(cpu=not torch.cuda.is_available())
 
 
 @dataclass

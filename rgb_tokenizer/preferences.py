@@ -7,9 +7,9 @@ import random
 from rgb_tokenizer.grammar import sample_continuation, sample_sequence
 from rgb_tokenizer.metrics import preference_score
 
-# Ties and identical completions are dropped, so some draws are wasted. With
-# sequences of 3 or more tiles a draw is usable with probability above 0.3;
-# this bound only stops a loop that cannot finish.
+# Ties and identical completions are dropped, so some draws are wasted: with
+# seed 0, 85% of draws were usable for 40 tiles (prompts of 1-20 tiles) and 47%
+# for 4 tiles (prompts of 1-2). This bound only stops a loop that cannot finish.
 MAX_DRAWS_PER_PAIR = 1000
 
 

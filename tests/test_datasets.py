@@ -102,7 +102,7 @@ def test_rebuilt_folder_loads_fresh(tmp_path):
     # A rebuilt folder at the same path must not load from a stale cache.
     assert build(tmp_path).returncode == 0
     assert len(load_dataset(str(tmp_path / "pretrain"))["train"]) == 270
-    assert build(tmp_path, "--num_pretrain_sequences", "500").returncode == 0
+    assert build(tmp_path, "--num_pretrain_sequences", "500", "--overwrite_output_dir").returncode == 0
     assert len(load_dataset(str(tmp_path / "pretrain"))["train"]) == 450
 
 
