@@ -12,6 +12,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUTPUT_DIR="${OUTPUT_DIR:-outputs}"
 CONFIGS="${CONFIG_DIR:-recipes/config}"
+# glibc hands freed buffers above its mmap threshold back to the kernel, so PyTorch on
+# a CPU pays fresh page faults for them at each step. Keeping them in the heap cut the
+# first generate() of 200 samples on a 2-core VM from 2.2 s to 1.3 s, and from 93 s to
+# 1.2 s while other jobs used the cores. These variables affect glibc only, and values
+# that are already set are kept.
+export MALLOC_MMAP_THRESHOLD_="${MALLOC_MMAP_THRESHOLD_:-33554432}"
+export MALLOC_TRIM_THRESHOLD_="${MALLOC_TRIM_THRESHOLD_:-17179869184}"
 
 gpus=$(python -c "import torch; print(torch.cuda.device_count())")
 # --quiet: a stage that stops on bad input shows its one-line error, without accelerate's traceback after it.
