@@ -27,9 +27,9 @@ from rgb_tokenizer.atomic import atomic_folder
 from rgb_tokenizer.devices import distributed_state
 from rgb_tokenizer.errors import UserError, exit_on_user_error
 from rgb_tokenizer.grammar import sample_sequence, validate_tiles
-from rgb_tokenizer.preferences import make_preference_pairs
+from rgb_tokenizer.preferences import check_prompt_lengths, make_preference_pairs
 from rgb_tokenizer.runs import RUN_FILE, RunArguments, check_output_dir, run_record, write_run_record
-from rgb_tokenizer.validation import check_prompt_lengths, check_split_sizes, require_positive
+from rgb_tokenizer.validation import check_split_sizes, require_positive
 
 logger = logging.getLogger("build_datasets")
 CARD_DIR = Path(__file__).resolve().parent / "cards"

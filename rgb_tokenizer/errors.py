@@ -36,17 +36,22 @@ def one_line(text: str) -> str:
 
 
 @contextmanager
-def exit_on_user_error() -> Iterator[None]:
-    """Turn a ``UserError`` raised in the block into one line on stderr and exit status 2.
+def exit_on_error(error_type: type[Exception], exit_status: int, hint: str = "") -> Iterator[None]:
+    """Turn an ``error_type`` raised in the block into one line on stderr and ``exit_status``.
 
     Other exceptions are bugs and keep their traceback. With ``RGB_DEBUG=1``
-    a ``UserError`` keeps its traceback too, and the exit status is Python's 1.
+    the error keeps its traceback too, and the exit status is Python's 1.
     """
     try:
         yield
-    except UserError as error:
+    except error_type as error:
         if debug_enabled():
             raise
         program = Path(sys.argv[0]).name or "python"
-        print(f"{program}: error: {one_line(error)} (set {DEBUG_VARIABLE}=1 for the traceback)", file=sys.stderr)
-        raise SystemExit(USER_ERROR_EXIT_STATUS) from None
+        print(f"{program}: error: {one_line(error)}{hint}", file=sys.stderr)
+        raise SystemExit(exit_status) from None
+
+
+def exit_on_user_error():
+    """Turn a ``UserError`` raised in the block into one line on stderr and exit status 2."""
+    return exit_on_error(UserError, USER_ERROR_EXIT_STATUS, f" (set {DEBUG_VARIABLE}=1 for the traceback)")

@@ -11,9 +11,7 @@ import dataclasses
 import logging
 import os
 import shutil
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -25,7 +23,7 @@ from huggingface_hub.utils import validate_repo_id
 from transformers import Trainer, TrainingArguments
 
 from rgb_tokenizer.cards import TILES_PICTURE, empty_model_card, is_hub_id, with_results, write_model_card
-from rgb_tokenizer.errors import UserError, debug_enabled, one_line
+from rgb_tokenizer.errors import UserError, exit_on_error
 
 logger = logging.getLogger(__name__)
 
@@ -215,20 +213,9 @@ def publish_model(
     push_folder(trainer.args.output_dir, target, before_upload=name_full_repo_id)
 
 
-@contextmanager
-def exit_on_hub_error() -> Iterator[None]:
-    """Turn a HubError raised in the block into its one-line message on stderr and exit status 1.
-
-    With ``RGB_DEBUG=1`` the error keeps its traceback, as user errors do.
-    """
-    try:
-        yield
-    except HubError as error:
-        if debug_enabled():
-            raise
-        program = Path(sys.argv[0]).name or "python"
-        print(f"{program}: error: {one_line(error)}", file=sys.stderr)
-        raise SystemExit(1) from None
+def exit_on_hub_error():
+    """Turn a ``HubError`` raised in the block into its one-line message on stderr and exit status 1."""
+    return exit_on_error(HubError, 1)
 
 
 def publish_results(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+from rgb_tokenizer.errors import UserError
 from rgb_tokenizer.grammar import sample_continuation, sample_sequence
 from rgb_tokenizer.metrics import preference_score
 
@@ -40,16 +41,7 @@ def make_preference_pairs(
     """Draw ``num_pairs`` pairs with prompt lengths uniform in ``[min_prompt_length, max_prompt_length]``."""
     if num_pairs < 1:
         raise ValueError(f"num_pairs={num_pairs} is invalid: ask for at least 1 pair")
-    if not 1 <= min_prompt_length <= max_prompt_length:
-        raise ValueError(
-            f"prompt lengths {min_prompt_length}..{max_prompt_length} are invalid: "
-            "use 1 <= min_prompt_length <= max_prompt_length"
-        )
-    if max_prompt_length > sequence_length - 2:
-        raise ValueError(
-            f"max_prompt_length={max_prompt_length} leaves completions under 2 tiles in sequences of "
-            f"{sequence_length}: use max_prompt_length <= {sequence_length - 2}"
-        )
+    check_prompt_lengths(min_prompt_length, max_prompt_length, sequence_length)
     rng = random.Random(seed)
     pairs: list[dict[str, str]] = []
     draws = 0
@@ -62,3 +54,20 @@ def make_preference_pairs(
         if pair is not None:
             pairs.append(pair)
     return pairs
+
+
+def check_prompt_lengths(min_prompt_length: int, max_prompt_length: int, sequence_length: int) -> None:
+    """Raise ``UserError`` unless 1 <= min_prompt_length <= max_prompt_length <= sequence_length - 2.
+
+    Each completion needs at least 2 tiles, so that chosen and rejected can differ in a B->G transition.
+    """
+    if not 1 <= min_prompt_length <= max_prompt_length:
+        raise UserError(
+            f"prompt lengths min_prompt_length={min_prompt_length} and max_prompt_length={max_prompt_length} "
+            "cannot be met: use 1 <= min_prompt_length <= max_prompt_length"
+        )
+    if max_prompt_length > sequence_length - 2:
+        raise UserError(
+            f"max_prompt_length={max_prompt_length} leaves completions under 2 tiles in sequences of "
+            f"{sequence_length}: use max_prompt_length <= {sequence_length - 2} or a longer sequence_length"
+        )

@@ -476,23 +476,6 @@ def _text_of(item: Any) -> Any:
 # ---- Dataset builder settings ----
 
 
-def check_prompt_lengths(min_prompt_length: int, max_prompt_length: int, sequence_length: int) -> None:
-    """Raise ``UserError`` unless 1 <= min_prompt_length <= max_prompt_length <= sequence_length - 2.
-
-    Each completion needs at least 2 tiles, so that chosen and rejected can differ in a B->G transition.
-    """
-    if not 1 <= min_prompt_length <= max_prompt_length:
-        raise UserError(
-            f"prompt lengths min_prompt_length={min_prompt_length} and max_prompt_length={max_prompt_length} "
-            "cannot be met: use 1 <= min_prompt_length <= max_prompt_length"
-        )
-    if max_prompt_length > sequence_length - 2:
-        raise UserError(
-            f"max_prompt_length={max_prompt_length} leaves completions under 2 tiles in sequences of "
-            f"{sequence_length}: use max_prompt_length <= {sequence_length - 2} or a longer sequence_length"
-        )
-
-
 def check_split_sizes(num_rows: int, test_fraction: float, setting: str) -> None:
     """Raise ``UserError`` unless both the train and the test split of ``num_rows`` rows get at least one row."""
     if not 0 < test_fraction < 1:
