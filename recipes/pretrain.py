@@ -30,7 +30,7 @@ from trl import TrlParser
 from rgb_tokenizer import hub
 from rgb_tokenizer.arguments import parse_recipe_args
 from rgb_tokenizer.atomic import write_json_atomically
-from rgb_tokenizer.checkpoints import last_complete_checkpoint, save_final_model
+from rgb_tokenizer.checkpoints import last_complete_checkpoint, save_final_model, train_from_checkpoint
 from rgb_tokenizer.devices import DeviceArguments, apply_device_settings
 from rgb_tokenizer.errors import exit_on_user_error
 from rgb_tokenizer.runs import RunArguments, claim_output_dir, run_record
@@ -125,7 +125,7 @@ def main(
     checkpoint = training_args.resume_from_checkpoint or last_complete_checkpoint(training_args.output_dir)
     if checkpoint:
         logger.info(f"Resuming from {checkpoint}")
-    trainer.train(resume_from_checkpoint=checkpoint)
+    train_from_checkpoint(trainer, checkpoint)
 
     # Save the final model next to its checkpoints
     if "test" in dataset:

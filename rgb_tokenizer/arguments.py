@@ -36,6 +36,8 @@ def parse_recipe_args(parser: TrlParser, args: Sequence[str] | None = None) -> t
     rejects in ``__post_init__`` all become one-line ``UserError``s.
     """
     arguments = list(sys.argv[1:] if args is None else args)
+    # A misspelled flag such as --num_sample must fail, not match --num_samples as an abbreviation.
+    parser.allow_abbrev = False
     if "--config" in arguments:
         position = arguments.index("--config")
         if position + 1 >= len(arguments):

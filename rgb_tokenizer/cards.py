@@ -96,9 +96,11 @@ def hyperparameters(trainer: Trainer) -> dict[str, str]:
         rows[name] = f"{value:g}" if isinstance(value, float) else str(value)
     rows["total batch size"] = str(args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size)
     rows["optimizer steps"] = str(trainer.state.global_step)
-    losses = [entry["train_loss"] for entry in trainer.state.log_history if "train_loss" in entry]
+    # The logged step losses survive a resume (they are in the checkpoint's trainer state); the
+    # trainer's closing train_loss does not, and a rerun of a finished run reports 0.0 there.
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     if losses:
-        rows["final training loss (mean over the run)"] = f"{losses[-1]:.4f}"
+        rows["last logged training loss"] = f"{losses[-1]:.4f}"
     return rows
 
 
@@ -222,10 +224,24 @@ def write_model_card(
     """
     output_dir = Path(trainer.args.output_dir)
     card = render_model_card(trainer, stage, base_model, dataset_names, repo_id)
-    card.save(output_dir / "README.md")
-    (output_dir / TILES_PICTURE).unlink(missing_ok=True)
-    logger.info("Wrote the model card %s", output_dir / "README.md")
-    return output_dir / "README.md"
+    path = output_dir / "README.md"
+    previous = path.read_text() if path.is_file() else ""
+    same_model = _training_table(previous) == _training_table(card.text)
+    if RESULTS_START in previous and RESULTS_START in card.text and same_model:
+        # A rerun that found the run finished saves the same model: its results still hold.
+        results = previous[previous.index(RESULTS_START) : previous.index(RESULTS_END) + len(RESULTS_END)]
+        before, _, rest = card.text.partition(RESULTS_START)
+        card = ModelCard(f"---\n{card.data.to_yaml()}\n---\n{before}{results}{rest.partition(RESULTS_END)[2]}")
+    else:
+        (output_dir / TILES_PICTURE).unlink(missing_ok=True)
+    card.save(path)
+    logger.info("Wrote the model card %s", path)
+    return path
+
+
+def _training_table(card_text: str) -> str:
+    """Return the card's training settings table, which identifies the trained model."""
+    return card_text.partition("## Training")[2].partition("\n## ")[0].strip()
 
 
 def with_results(card: ModelCard, results_markdown: str, row_name: str) -> ModelCard:

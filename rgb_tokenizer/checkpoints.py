@@ -9,7 +9,7 @@ import re
 import shutil
 from pathlib import Path
 
-from transformers import Trainer
+from transformers import Trainer, TrainerState
 
 logger = logging.getLogger(__name__)
 
@@ -74,3 +74,24 @@ def save_final_model(trainer: Trainer, output_dir: str | os.PathLike) -> None:
             os.replace(path, output_dir / path.name)
         staging.rmdir()
     trainer.accelerator.wait_for_everyone()
+
+
+def is_finished_checkpoint(checkpoint: str | os.PathLike) -> bool:
+    """Return True when ``checkpoint`` is the last step of its run (global_step reached max_steps)."""
+    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
+    return state.get("max_steps", 0) > 0 and state["global_step"] >= state["max_steps"]
+
+
+def train_from_checkpoint(trainer: Trainer, checkpoint: str | None) -> None:
+    """Train, resuming from ``checkpoint`` if given; a checkpoint at the run's last step is loaded, not trained on.
+
+    transformers 5.25 trains one more step when resumed from the last step of
+    a finished run, so a rerun of a finished stage would change its model.
+    """
+    if checkpoint and is_finished_checkpoint(checkpoint):
+        logger.info("%s is the last step of this run: loading it instead of training", checkpoint)
+        # NOTE: _load_from_checkpoint is private to transformers' Trainer (present in 5.25).
+        trainer._load_from_checkpoint(checkpoint)
+        trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
+        return
+    trainer.train(resume_from_checkpoint=checkpoint)

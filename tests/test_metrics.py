@@ -86,3 +86,9 @@ def test_evaluate_module_without_log_probs():
     result = evaluate.load(rgb_tokenizer.metric_path()).compute(predictions=["BG"])
     assert "sequence_entropy_bits" not in result
     assert "kl_to_reference_nats" not in result
+
+
+@pytest.mark.parametrize("bad", ["BGxB", "", "rgb"])
+def test_evaluate_module_rejects_non_tiles(bad):
+    with pytest.raises(ValueError, match="prediction 1"):
+        evaluate.load(rgb_tokenizer.metric_path()).compute(predictions=["BG", bad])

@@ -106,6 +106,29 @@ def test_checkpoint_loads_with_auto_classes(run, stage):
     assert set(tokenizer.decode(output[0], skip_special_tokens=True)) <= set("RGB")
 
 
+def test_rerun_keeps_model_card_results(run):
+    outputs, _ = run
+    configs = outputs.parent / "configs"
+    card = outputs / "sft" / "README.md"
+    assert "| SFT |" in card.read_text()
+    # The same stage again finds its run finished; the saved model and its results stay valid.
+    result = subprocess.run(
+        [
+            sys.executable, str(ROOT / "recipes" / "sft.py"), "--config", str(configs / "sft.yaml"),
+            "--model_name_or_path", str(outputs / "base"), "--dataset_name", str(outputs / "data" / "sft"),
+            "--output_dir", str(outputs / "sft"),
+        ],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    text = card.read_text()
+    assert "| SFT |" in text
+    assert "| last logged training loss | 0.0000 |" not in text
+    assert "| optimizer steps | 4 |" in text
+    assert not (outputs / "sft" / "checkpoint-5").exists()
+    assert (outputs / "sft" / "tiles.png").is_file()
+
+
 def test_checkpoints_kept_for_resume(run):
     outputs, _ = run
     assert (outputs / "base" / "checkpoint-12" / "trainer_state.json").is_file()

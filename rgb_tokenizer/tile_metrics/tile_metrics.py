@@ -7,6 +7,7 @@ returns that folder for an installed package.
 import datasets
 import evaluate
 
+from rgb_tokenizer import grammar
 from rgb_tokenizer import metrics
 
 _DESCRIPTION = """
@@ -46,6 +47,8 @@ class TileMetrics(evaluate.Metric):
         )
 
     def _compute(self, predictions, log_probs=None, reference_log_probs=None):
+        for index, prediction in enumerate(predictions):
+            grammar.validate_tiles(prediction, what=f"prediction {index}")
         results = {
             "preference_score": metrics.mean_preference_score(predictions),
             "rule_adherence": metrics.pooled_rule_adherence(predictions),
