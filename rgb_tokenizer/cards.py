@@ -96,8 +96,8 @@ def hyperparameters(trainer: Trainer) -> dict[str, str]:
         rows[name] = f"{value:g}" if isinstance(value, float) else str(value)
     rows["total batch size"] = str(args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size)
     rows["optimizer steps"] = str(trainer.state.global_step)
-    # The logged step losses survive a resume (they are in the checkpoint's trainer state); the
-    # trainer's closing train_loss does not, and a rerun of a finished run reports 0.0 there.
+    # The logged step losses survive a resume because the checkpoint's trainer state keeps them.
+    # The trainer's closing train_loss does not, so a rerun of a finished run would report 0.0.
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     if losses:
         rows["last logged training loss"] = f"{losses[-1]:.4f}"
@@ -219,8 +219,9 @@ def write_model_card(
 ) -> Path:
     """Write the card into the trainer's output_dir as README.md, replacing TRL's draft, and return its path.
 
-    A picture of samples left there by an earlier comparison shows an older
-    model, so it is removed with the card that referenced it.
+    When the training table is unchanged (a rerun that found its run finished),
+    the results section and picture of an earlier comparison are kept. Otherwise
+    the picture shows an older model and is removed with the card that referenced it.
     """
     output_dir = Path(trainer.args.output_dir)
     card = render_model_card(trainer, stage, base_model, dataset_names, repo_id)
