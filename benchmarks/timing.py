@@ -80,9 +80,10 @@ def gpt2_training_flops_per_token(n_layer: int, n_embd: int, context: int, vocab
     """Matmul FLOPs per token of a GPT-2 forward and backward pass (forward only with ``forward_only``).
 
     Forward: 2 FLOPs per weight of the matmuls (12 * n_layer * n_embd**2 in the
-    blocks, vocab_size * n_embd in the LM head) plus 4 * n_layer * context * n_embd
-    for the attention scores and the weighted sum of values, counted over the
-    whole context as in the PaLM paper's appendix B (the causal mask would halve it).
+    blocks, vocab_size * n_embd in the LM head), plus 4 * n_layer * context * n_embd
+    for the attention scores and the weighted sum of values. Attention is counted
+    over the whole context, as in appendix B of the PaLM paper,
+    although the causal mask would halve it.
     The backward pass costs twice the forward pass. Embedding lookups, layer norms,
     softmax and the optimizer are left out.
     """

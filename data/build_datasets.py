@@ -67,7 +67,7 @@ def write_dataset(target: Path, splits: dict[str, list[dict]], card_name: str, c
     for split, rows in splits.items():
         for row in rows:
             for column, value in row.items():
-                validate_tiles(value, what=f"{card_name} {split} {column}")
+                validate_tiles(value, label=f"{card_name} {split} {column}")
 
     card_data = DatasetCardData(
         license="mit",

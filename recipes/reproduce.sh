@@ -5,8 +5,8 @@
 #   OUTPUT_DIR=/tmp/run1 bash recipes/reproduce.sh
 #   CONFIG_DIR=my_configs bash recipes/reproduce.sh      # data/pretrain/sft/dpo/compare.yaml from there
 #
-# On a machine with CUDA GPUs every stage uses all of them (data parallel);
-# otherwise one CPU process uses every core, in bf16 where the CPU supports it.
+# On a machine with CUDA GPUs every stage uses all of them, data parallel.
+# Without one, a single CPU process uses every core, in bf16 where the CPU supports it.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."

@@ -18,7 +18,7 @@ _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "adapter_m
 
 
 def is_complete_checkpoint(folder: Path) -> bool:
-    """Return True when ``folder`` holds weights and a readable ``trainer_state.json``.
+    """Return True when ``folder`` contains weights and a readable ``trainer_state.json``.
 
     The trainer writes ``trainer_state.json`` last, so a checkpoint killed
     while saving lacks it or has it truncated.

@@ -39,7 +39,7 @@ def apply_device_settings(training_args: ArgsT, mixed_precision: str) -> ArgsT:
     """Return ``training_args`` with bf16 and CPU use set for this machine.
 
     ``mixed_precision`` is ``"auto"`` (bf16 where it is fast, fp32 elsewhere),
-    ``"bf16"`` or ``"no"``. On a machine without CUDA the trainer is told to
+    ``"bf16"`` or ``"no"``. On a machine without CUDA the trainer is set to
     use the CPU, which also lets ``accelerate launch --num_processes N`` run
     N CPU processes over gloo instead of N copies that each think they are alone.
     """

@@ -25,16 +25,19 @@ class InvalidTileError(ValueError):
     """A string contains a character that is not one of the tiles R, G, B."""
 
 
-def validate_tiles(sequence: str, what: str = "sequence") -> str:
-    """Return ``sequence`` unchanged, or raise ``InvalidTileError`` naming the first bad character."""
+def validate_tiles(sequence: str, label: str = "sequence") -> str:
+    """Return ``sequence`` unchanged, or raise ``InvalidTileError`` naming the first bad character.
+
+    ``label`` names the value in the error message, for example "prompt of row 3".
+    """
     if not isinstance(sequence, str):
-        raise InvalidTileError(f"{what} must be a string of tiles R, G, B, got {type(sequence).__name__}: {sequence!r}")
+        raise InvalidTileError(f"{label} must be a string of tiles R, G, B, got {type(sequence).__name__}: {sequence!r}")
     if not sequence:
-        raise InvalidTileError(f"{what} is empty: it needs at least one tile (R, G or B)")
+        raise InvalidTileError(f"{label} is empty: it needs at least one tile (R, G or B)")
     for position, character in enumerate(sequence):
         if character not in ALLOWED_NEXT:
             raise InvalidTileError(
-                f"{what} {sequence!r} has the invalid character {character!r} at position {position}: "
+                f"{label} {sequence!r} has the invalid character {character!r} at position {position}: "
                 "use only the uppercase tiles R, G and B, with no spaces"
             )
     return sequence

@@ -431,7 +431,7 @@ def _check_row(row: Mapping[str, Any], where: str, tiles: bool, limit: int | Non
             raise UserError(f"{where}: {column} is empty: drop the row or fill it in")
         if tiles and isinstance(value, str):
             try:
-                validate_tiles(value, what=column)
+                validate_tiles(value, label=column)
             except InvalidTileError as error:
                 raise UserError(f"{where}: {error}") from error
     if "chosen" in row and row["chosen"] == row["rejected"]:

@@ -1,4 +1,3 @@
-import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ from datasets import load_dataset
 from rgb_tokenizer import is_grammatical
 from rgb_tokenizer.metrics import preference_score
 from rgb_tokenizer.preferences import make_preference_pairs
+from tiny_runs import file_hashes
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--num_pretrain_sequences", "300", "--num_pairs", "120", "--sequence_length", "24", "--max_prompt_length", "10"]
@@ -22,14 +22,6 @@ def build(output_dir: Path, *extra: str) -> subprocess.CompletedProcess:
         text=True,
         check=False,
     )
-
-
-def file_hashes(folder: Path) -> dict[str, str]:
-    return {
-        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(folder.rglob("*"))
-        if path.is_file()
-    }
 
 
 @pytest.fixture(scope="module")

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import pytest
 
-from tiny_runs import last_train_loss, shared_pipelines, trainer_state
+from tiny_runs import file_hashes, last_train_loss, shared_pipelines, trainer_state
 
 RUNS = {"seed42": 42, "seed42-again": 42, "seed7": 7}
 TIMINGS = ("_runtime", "_samples_per_second", "_steps_per_second")
-
-
-def file_hashes(data: Path, pattern: str) -> dict[str, str]:
-    return {
-        str(path.relative_to(data)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(data.rglob(pattern))
-        if path.is_file()
-    }
 
 
 def without_timings(entry: dict) -> dict:

@@ -18,14 +18,23 @@ Tolerances, and why the runs are not bit-identical:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 
-from tiny_runs import ACCELERATE_CONFIGS, Job, environment, eval_metrics, last_train_loss, shared_pipelines, stage_command, trainer_state
+from tiny_runs import (
+    ACCELERATE_CONFIGS,
+    Job,
+    environment,
+    eval_metrics,
+    file_hashes,
+    last_train_loss,
+    shared_pipelines,
+    stage_command,
+    trainer_state,
+)
 
 TRAIN_LOSS_RTOL = 1e-4
 EVAL_RTOL = 1e-3
@@ -38,14 +47,6 @@ ONE_PROCESS = {"pretrain": "base", "sft": "sft", "dpo": "dpo"}
 def job(root: Path, name: str, command: list[str]) -> Job:
     # Each run gets its own datasets cache, so no run reuses another's precomputed reference log-probs.
     return Job(command, root / f"{name}.log", environment(HF_DATASETS_CACHE=str(root / f"cache-{name}")))
-
-
-def file_hashes(folder: Path) -> dict[str, str]:
-    return {
-        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(folder.rglob("*"))
-        if path.is_file()
-    }
 
 
 @pytest.fixture(scope="module")

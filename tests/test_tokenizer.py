@@ -54,7 +54,7 @@ def test_batch_pads_on_the_left():
 @pytest.mark.parametrize("bad", ["RXG", "rgb", "R G", "RG\n", "RG🟥", ""])
 def test_validate_rejects_non_tiles(bad):
     with pytest.raises(InvalidTileError) as error:
-        validate_tiles(bad, what="prompt")
+        validate_tiles(bad, label="prompt")
     assert "prompt" in str(error.value)
     assert "\n" not in str(error.value)
 

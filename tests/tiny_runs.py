@@ -10,6 +10,7 @@ dropout, because each process draws its own dropout masks.
 from __future__ import annotations
 
 import atexit
+import hashlib
 import json
 import os
 import signal
@@ -182,3 +183,12 @@ def eval_metrics(state: dict) -> dict[str, float]:
     entries = [entry for entry in state["log_history"] if "eval_loss" in entry]
     timings = ("eval_runtime", "eval_samples_per_second", "eval_steps_per_second")
     return {key: value for key, value in entries[-1].items() if key.startswith("eval_") and key not in timings}
+
+
+def file_hashes(folder: Path, pattern: str = "*") -> dict[str, str]:
+    """Return the SHA-256 of every file under ``folder`` that matches ``pattern``, by relative path."""
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob(pattern))
+        if path.is_file()
+    }

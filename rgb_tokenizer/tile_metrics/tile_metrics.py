@@ -48,7 +48,7 @@ class TileMetrics(evaluate.Metric):
 
     def _compute(self, predictions, log_probs=None, reference_log_probs=None):
         for index, prediction in enumerate(predictions):
-            grammar.validate_tiles(prediction, what=f"prediction {index}")
+            grammar.validate_tiles(prediction, label=f"prediction {index}")
         results = {
             "preference_score": metrics.mean_preference_score(predictions),
             "rule_adherence": metrics.pooled_rule_adherence(predictions),
