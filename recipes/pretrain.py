@@ -17,9 +17,9 @@ from pathlib import Path
 
 from accelerate.logging import get_logger
 from transformers import (
+    AutoModelForCausalLM,
     DataCollatorForLanguageModeling,
     GPT2Config,
-    GPT2LMHeadModel,
     GenerationConfig,
     Trainer,
     TrainingArguments,
@@ -38,6 +38,7 @@ from rgb_tokenizer.tokenizer import build_tokenizer
 from rgb_tokenizer.validation import (
     LANGUAGE_MODELING,
     CheckedModel,
+    check_attn_implementation,
     check_dataset,
     check_gpt2_settings,
     check_training_arguments,
@@ -55,6 +56,9 @@ class PretrainArguments:
     n_embd: int = field(default=256, metadata={"help": "Embedding width."})
     n_positions: int = field(default=64, metadata={"help": "Longest sequence the model accepts, in tokens (BOS and EOS included)."})
     dropout: float = field(default=0.1, metadata={"help": "Dropout probability of embeddings, attention and residual layers (GPT-2's default is 0.1)."})
+    attn_implementation: str | None = field(
+        default=None, metadata={"help": "Attention implementation for training, such as 'eager' or 'sdpa'; unset, transformers picks (sdpa)."}
+    )
 
 
 def main(
@@ -73,6 +77,7 @@ def main(
 
     # Check the settings, the dataset and the output folder before any work starts
     check_gpt2_settings(script_args.n_layer, script_args.n_head, script_args.n_embd, script_args.n_positions, script_args.dropout)
+    check_attn_implementation(script_args.attn_implementation)
     check_training_arguments(training_args)
     tokenizer = build_tokenizer()
     new_model = CheckedModel("a new GPT-2", tokenizer, script_args.n_positions)
@@ -96,7 +101,7 @@ def main(
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    model = GPT2LMHeadModel(config)
+    model = AutoModelForCausalLM.from_config(config, attn_implementation=script_args.attn_implementation)
     model.generation_config = GenerationConfig(
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,

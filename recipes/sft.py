@@ -23,7 +23,7 @@ from rgb_tokenizer.checkpoints import last_complete_checkpoint, save_final_model
 from rgb_tokenizer.devices import DeviceArguments, apply_device_settings
 from rgb_tokenizer.errors import exit_on_user_error
 from rgb_tokenizer.runs import RunArguments, claim_output_dir, run_record
-from rgb_tokenizer.validation import SFT, check_causal_lm, check_training_arguments, load_trl_dataset
+from rgb_tokenizer.validation import SFT, check_attn_implementation, check_causal_lm, check_training_arguments, load_trl_dataset
 
 logger = get_logger(__name__)
 
@@ -59,6 +59,7 @@ def main(
 
     # Check the settings and the model before any work starts
     check_training_arguments(training_args)
+    check_attn_implementation(model_args.attn_implementation)
     checked_model = check_causal_lm(model_args.model_name_or_path, model_args.model_revision, training_args.trust_remote_code)
 
     # Dataset: a local folder or a Hub id, in TRL's prompt/completion or messages format, checked row by row

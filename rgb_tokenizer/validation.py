@@ -22,6 +22,7 @@ from datasets import Dataset, DatasetDict, load_dataset
 from datasets.exceptions import DatasetsError
 from pyarrow.lib import ArrowException
 from transformers import AutoConfig, AutoTokenizer, GenerationConfig, PreTrainedTokenizerBase
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
 from rgb_tokenizer.checkpoints import is_complete_checkpoint
@@ -93,6 +94,17 @@ def check_gpt2_settings(n_layer: int, n_head: int, n_embd: int, n_positions: int
         raise UserError(f"n_embd={n_embd} is not divisible by n_head={n_head}: use an n_embd that is a multiple of n_head")
     if not 0 <= dropout < 1:
         raise UserError(f"dropout={dropout} is invalid: use a probability from 0 up to, but not including, 1")
+
+
+def check_attn_implementation(attn_implementation: str | None) -> None:
+    """Raise ``UserError`` unless transformers supports the attention implementation, or it is None (the default).
+
+    A name with a slash is a kernel repository on the Hub, which transformers checks when it fetches it.
+    """
+    known = ["eager", *ALL_ATTENTION_FUNCTIONS.valid_keys()]
+    if attn_implementation is None or attn_implementation in known or "/" in attn_implementation:
+        return
+    raise UserError(f"attn_implementation={attn_implementation!r} is unknown: use one of {', '.join(known)}")
 
 
 # ---- Models and tokenizers ----

@@ -273,6 +273,8 @@ CASES = [
     ("beta-zero", "dpo", [*DPO_ARGS, "--beta", "0"], "beta=0.0 is invalid"),
     ("heads-indivisible", "pretrain", [*PRETRAIN_ARGS, "--n_embd", "30", "--n_head", "4"], "n_embd=30 is not divisible by n_head=4"),
     ("layers-zero", "pretrain", [*PRETRAIN_ARGS, "--n_layer", "0"], "n_layer=0 is invalid"),
+    ("attention-unknown", "pretrain", [*PRETRAIN_ARGS, "--attn_implementation", "fast"], "attn_implementation='fast' is unknown: use one of eager,"),
+    ("attention-unknown-dpo", "dpo", [*DPO_ARGS, "--attn_implementation", "flash"], "attn_implementation='flash' is unknown"),
     ("pairs-negative", "data", [*BUILD_ARGS, "--num_pairs", "-3"], "num_pairs=-3 is invalid"),
     ("split-leaves-zero", "data", [*BUILD_ARGS, "--num_pairs", "1"], "num_pairs=1 with test_fraction=0.1 leaves 0 rows for training"),
     ("prompt-bounds", "data", [*BUILD_ARGS, "--min_prompt_length", "5", "--max_prompt_length", "4"], "cannot be met"),

@@ -132,3 +132,11 @@ def test_rerun_keeps_model_card_results(run):
 def test_checkpoints_kept_for_resume(run):
     outputs, _ = run
     assert (outputs / "base" / "checkpoint-12" / "trainer_state.json").is_file()
+
+
+@pytest.mark.parametrize("stage", ["base", "sft", "dpo"])
+def test_training_stages_use_eager_attention(run, stage):
+    # The configs pick eager attention, the faster one on CPU (docs/benchmarks.md); the run's settings record what it used.
+    outputs, _ = run
+    settings = json.loads((outputs / stage / "run_settings.json").read_text())["settings"]
+    assert settings["attn_implementation"] == "eager"
