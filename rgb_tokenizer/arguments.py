@@ -24,6 +24,9 @@ from trl import TrlParser
 
 from rgb_tokenizer.errors import UserError, one_line
 
+# The config file of each recipe script under recipes/config/, named in the error for a missing config.
+_RECIPE_CONFIGS = {"pretrain": "pretrain.yaml", "sft": "sft.yaml", "dpo": "dpo.yaml", "compare": "compare.yaml", "build_datasets": "data.yaml"}
+
 _TRUE_STRINGS = ("yes", "true", "t", "y", "1")
 _FALSE_STRINGS = ("no", "false", "f", "n", "0")
 
@@ -78,7 +81,8 @@ def check_config_file(parser: TrlParser, path: str) -> None:
     config_path = Path(path)
     if not config_path.is_file():
         reason = "is a folder" if config_path.is_dir() else "not found"
-        raise UserError(f"config file {path} {reason}: pass the path of a YAML file, for example recipes/config/sft.yaml")
+        example = _RECIPE_CONFIGS.get(Path(sys.argv[0]).stem, "sft.yaml")
+        raise UserError(f"config file {path} {reason}: pass the path of a YAML file, for example recipes/config/{example}")
     try:
         config = yaml.safe_load(config_path.read_text())
     except yaml.YAMLError as error:

@@ -104,7 +104,10 @@ def check_attn_implementation(attn_implementation: str | None) -> None:
     known = ["eager", *ALL_ATTENTION_FUNCTIONS.valid_keys()]
     if attn_implementation is None or attn_implementation in known or "/" in attn_implementation:
         return
-    raise UserError(f"attn_implementation={attn_implementation!r} is unknown: use one of {', '.join(known)}")
+    # Names with "|", such as "paged|eager", are accepted above but are meant for generation with a paged
+    # KV cache, so the message does not suggest them.
+    suggested = ["eager", "sdpa", *sorted(name for name in known if name not in ("eager", "sdpa") and "|" not in name)]
+    raise UserError(f"attn_implementation={attn_implementation!r} is unknown: use one of {', '.join(suggested)}")
 
 
 # ---- Models and tokenizers ----

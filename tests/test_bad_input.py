@@ -254,6 +254,7 @@ BUILD_ARGS = ["--output_dir", "{data}", *DATA]
 CASES = [
     # Config files and flags
     ("config-missing", "sft", ["--config", "{root}/nope.yaml"], "config file {root}/nope.yaml not found"),
+    ("config-missing-dpo", "dpo", ["--config", "{root}/nope.yaml"], "for example recipes/config/dpo.yaml"),
     ("config-not-mapping", "sft", ["--config", "{list}"], "contains a list, not a mapping"),
     ("config-empty", "sft", ["--config", "{empty}"], "contains nothing, not a mapping"),
     ("config-bad-yaml", "sft", ["--config", "{syntax}"], "is not valid YAML"),
@@ -273,7 +274,7 @@ CASES = [
     ("beta-zero", "dpo", [*DPO_ARGS, "--beta", "0"], "beta=0.0 is invalid"),
     ("heads-indivisible", "pretrain", [*PRETRAIN_ARGS, "--n_embd", "30", "--n_head", "4"], "n_embd=30 is not divisible by n_head=4"),
     ("layers-zero", "pretrain", [*PRETRAIN_ARGS, "--n_layer", "0"], "n_layer=0 is invalid"),
-    ("attention-unknown", "pretrain", [*PRETRAIN_ARGS, "--attn_implementation", "fast"], "attn_implementation='fast' is unknown: use one of eager,"),
+    ("attention-unknown", "pretrain", [*PRETRAIN_ARGS, "--attn_implementation", "fast"], "attn_implementation='fast' is unknown: use one of eager, sdpa, flash_attention_2,"),
     ("attention-unknown-dpo", "dpo", [*DPO_ARGS, "--attn_implementation", "flash"], "attn_implementation='flash' is unknown"),
     ("pairs-negative", "data", [*BUILD_ARGS, "--num_pairs", "-3"], "num_pairs=-3 is invalid"),
     ("split-leaves-zero", "data", [*BUILD_ARGS, "--num_pairs", "1"], "num_pairs=1 with test_fraction=0.1 leaves 0 rows for training"),
