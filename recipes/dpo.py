@@ -23,6 +23,7 @@ from rgb_tokenizer.arguments import parse_recipe_args
 from rgb_tokenizer.checkpoints import last_complete_checkpoint, save_final_model, train_from_checkpoint
 from rgb_tokenizer.devices import DeviceArguments, apply_device_settings
 from rgb_tokenizer.errors import exit_on_user_error
+from rgb_tokenizer.model_loading import trl_model_init_kwargs
 from rgb_tokenizer.runs import RunArguments, claim_output_dir, run_record
 from rgb_tokenizer.validation import PREFERENCE, check_attn_implementation, check_causal_lm, check_training_arguments, load_trl_dataset
 
@@ -45,18 +46,7 @@ def main(
         logger.info(f"{type(arguments).__name__}: {arguments}")
 
     # The trainer loads the policy and the reference model from this path, with these settings
-    training_args.model_init_kwargs = {
-        "revision": model_args.model_revision,
-        "dtype": model_args.dtype,
-        "attn_implementation": model_args.attn_implementation,
-        "trust_remote_code": training_args.trust_remote_code,
-        # Pickle weights (pytorch_model.bin) can run code when loaded.
-        "use_safetensors": True,
-        # The trainer moves the model (or its FSDP or ZeRO shard) to each process's device. TRL's
-        # default of "auto" on a GPU would spread one copy over every GPU the process can see.
-        "device_map": None,
-        **(training_args.model_init_kwargs or {}),
-    }
+    training_args.model_init_kwargs = trl_model_init_kwargs(model_args, training_args)
 
     # Check the settings and the model before any work starts
     check_training_arguments(training_args)

@@ -136,7 +136,7 @@ def test_checkpoints_kept_for_resume(run):
 
 @pytest.mark.parametrize("stage", ["base", "sft", "dpo"])
 def test_training_stages_use_eager_attention(run, stage):
-    # The configs pick eager attention, the faster one on CPU (docs/benchmarks.md); the run's settings record what it used.
+    # The configs pick eager attention, the faster one on CPU (docs/benchmarks.md). The run's settings record what it used.
     outputs, _ = run
     settings = json.loads((outputs / stage / "run_settings.json").read_text())["settings"]
     assert settings["attn_implementation"] == "eager"
